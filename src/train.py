@@ -1,0 +1,215 @@
+"""Train the lecture's linear model by gradient descent and record the run.
+
+    python -m src.train                      # task=sum, the lecture's cells 156-157
+    python -m src.train task=intro optimizer=inplace device=cpu
+    python -m src.train -m optimizer.lr=0.003,0.01,0.03 seed=0,1
+
+The steps follow the lecture: data, model, update rule, epochs, record.
+`main` returns the final error, so sweepers can minimise it.
+"""
+
+import json
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import ConfigError, register_configs, validate
+from src.console import EpochReporter
+from src.devices import choose_device
+from src.model import IntroModel
+from src.plots import plot_error_curves
+from src.store import StoreError, check_store, prepare_experiment, resolve_uri, ui_command, ui_link
+from src.sweep import parent_for_job
+from src.task import DTYPES, make_task_data
+from src.theory import lr_stability_bound
+from src.tracking import (
+    config_params, interrupts_as_exceptions, recording, run_name, run_tags, start_run,
+)
+from src.trainer import train_epochs
+from src.updates import make_update
+
+log = logging.getLogger("src.train")
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Train one job; return its final error."""
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    try:
+        validate(cfg, dict(hydra_cfg.runtime.choices))
+        device = choose_device(cfg.device.name, cfg.device.strict)
+        uri = resolve_uri(cfg.tracking.uri) if cfg.tracking.enabled else None
+        if uri:
+            check_store(uri)
+    except (ConfigError, StoreError) as error:
+        return _reject(cfg, overrides, error)
+
+    with interrupts_as_exceptions():
+        return train(cfg, device, uri, overrides, Path(hydra_cfg.runtime.output_dir))
+
+
+def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Path) -> float:
+    dtype = DTYPES[cfg.device.dtype]
+    log.info("Training task '%s' with the %s update, lr=%g, on %s (requested: %s).",
+             cfg.task.name, cfg.optimizer.name, cfg.optimizer.lr, device, cfg.device.name)
+
+    # Data: drawn once and placed on the device before the first epoch.
+    data = make_task_data(cfg.task, cfg.seed, device, cfg.device.dtype)
+    n_outputs, n_inputs = data.true_weight.shape
+
+    # Model: the lecture's IntroModel, seeded, or started from given values.
+    torch.manual_seed(cfg.seed)
+    model = IntroModel(n_inputs, n_outputs).to(device=device, dtype=dtype)
+    if cfg.model.init_weight is not None or cfg.model.init_bias is not None:
+        with torch.no_grad():
+            if cfg.model.init_weight is not None:
+                model.weight.copy_(torch.tensor(OmegaConf.to_container(cfg.model.init_weight)))
+            if cfg.model.init_bias is not None:
+                model.bias.copy_(torch.tensor(OmegaConf.to_container(cfg.model.init_bias)))
+
+    # Update rule, and the largest learning rate that still converges here.
+    update = make_update(cfg.optimizer.name, model, cfg.optimizer.lr)
+    lr_bound = lr_stability_bound(data.inputs, n_outputs)
+    if cfg.optimizer.lr >= lr_bound:
+        log.warning("optimizer.lr=%g is at or above the stability bound %.4g for this data; "
+                    "the error will likely grow instead of shrink.", cfg.optimizer.lr, lr_bound)
+
+    # Record: one MLflow run for this job.
+    recorder = None
+    if uri:
+        recorder = _open_run(cfg, uri, str(device), overrides)
+        recorder.log_metric("lr_stability_bound", lr_bound)
+
+    # Epochs.
+    reporter = EpochReporter(cfg.trainer.epochs, cfg.trainer.epoch_lines_max)
+
+    def on_epoch(epoch: int, error: float) -> None:
+        reporter(epoch, error)
+        if recorder:
+            recorder.log_metric("error", error, step=epoch)
+
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    try:
+        with recording(recorder) if recorder else nullcontext():
+            history = train_epochs(
+                model, update.step, data, cfg.trainer.epochs, cfg.trainer.batch_size,
+                cfg.trainer.shuffle, cfg.trainer.drop_last, generator, on_epoch,
+                cfg.optimizer.lr, lr_bound,
+            )
+            final_error = history[-1] if history else float("nan")
+            _report_coefficients(model, data)
+            if recorder:
+                _record_results(recorder, model, data, history, output_dir, cfg)
+    except KeyboardInterrupt as interrupt:
+        reporter.interrupted()
+        name = getattr(interrupt, "signal_name", "SIGINT")
+        where = f"; run {recorder.run_id} ended KILLED with what it logged kept" if recorder else ""
+        log.error("Interrupted by %s%s.", name, where)
+        raise SystemExit(143 if name == "SIGTERM" else 130) from None
+
+    if recorder:
+        _report_location(recorder, uri)
+    return final_error
+
+
+def _open_run(cfg: DictConfig, uri: str, actual_device: str, overrides):
+    parent = parent_for_job()
+    experiment_id = parent["experiment_id"] if parent else prepare_experiment(uri, cfg.tracking.experiment)
+    recorder = start_run(
+        uri, experiment_id, run_name(cfg, overrides), run_tags(cfg, actual_device, overrides),
+        parent["run_id"] if parent else None, cfg.tracking.flush_interval_s,
+    )
+    recorder.experiment_id = experiment_id
+    recorder.log_params(config_params(cfg))
+    return recorder
+
+
+def _report_coefficients(model: IntroModel, data) -> None:
+    weight = model.weight.detach().cpu().tolist()
+    bias = model.bias.detach().cpu().tolist()
+    log.info("Learned weight %s and bias %s (true: weight %s, bias %s).",
+             _rounded(weight), _rounded(bias),
+             _rounded(data.true_weight.cpu().tolist()), _rounded(data.true_bias.cpu().tolist()))
+
+
+def _rounded(values):
+    if isinstance(values, list):
+        return [_rounded(v) for v in values]
+    return round(values, 6)
+
+
+def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictConfig) -> None:
+    """Log the learned coefficients, the error curve and Hydra's files."""
+    weight = model.weight.detach().cpu()
+    bias = model.bias.detach().cpu()
+    coefficients = {}
+    for row in range(weight.shape[0]):
+        for col in range(weight.shape[1]):
+            coefficients[f"weight.{row}.{col}"] = weight[row, col].item()
+        coefficients[f"bias.{row}"] = bias[row].item()
+    recorder.log_metrics(coefficients)
+    if history:
+        recorder.log_metric("final_error", history[-1])
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "coefficients.json").write_text(json.dumps({
+        "learned": {"weight": weight.tolist(), "bias": bias.tolist()},
+        "true": {"weight": data.true_weight.cpu().tolist(), "bias": data.true_bias.cpu().tolist()},
+    }, indent=2))
+    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
+    if history:
+        plot_error_curves({cfg.task.name: history}, output_dir / "error_curve.png",
+                          f"{cfg.task.name}, {cfg.optimizer.name} update, lr={cfg.optimizer.lr:g}")
+
+    recorder.flush()
+    client = recorder.client
+    for name in ("coefficients.json", "error_curve.png", "config_resolved.yaml"):
+        if (output_dir / name).exists():
+            client.log_artifact(recorder.run_id, str(output_dir / name))
+    # Hydra's composed config, overrides and the job's log.
+    client.log_artifacts(recorder.run_id, str(output_dir), artifact_path="hydra")
+
+
+def _report_location(recorder, uri: str) -> None:
+    log.info("Run %s stored in %s (experiment id %s).", recorder.run_id, uri, recorder.experiment_id)
+    if uri.startswith(("http://", "https://")):
+        log.info("Open it: %s", ui_link(uri, recorder.experiment_id, recorder.run_id))
+    else:
+        log.info("Open it: %s, then %s", ui_command(uri),
+                 ui_link("http://127.0.0.1:5000", recorder.experiment_id, recorder.run_id))
+
+
+def _reject(cfg: DictConfig, overrides, error: Exception) -> float:
+    """Report a config or store error in one line. A single run exits with
+    status 2 and creates nothing; a sweep job raises so the sweep records it."""
+    if parent_for_job() is None:
+        log.error("Error: %s", error)
+        raise SystemExit(2)
+    _record_failed_job(cfg, overrides, error)
+    raise error
+
+
+def _record_failed_job(cfg: DictConfig, overrides, error: Exception) -> None:
+    """Give a sweep job that failed its checks a FAILED child run, so the
+    sweep's record counts it."""
+    parent = parent_for_job()
+    try:
+        recorder = start_run(parent["uri"], parent["experiment_id"], run_name(cfg, overrides),
+                             {"hydra.overrides": json.dumps(overrides)}, parent["run_id"], 5.0)
+    except Exception as store_error:  # the store itself may be what failed
+        log.error("Could not record the failed job: %s", store_error)
+        return
+    recorder.set_tags({"error": f"{type(error).__name__}: {error}"})
+    recorder.end("FAILED")
+
+
+if __name__ == "__main__":
+    main()
