@@ -25,16 +25,21 @@ INPUT_DISTRIBUTIONS = ("normal", "uniform")
 
 @dataclass
 class TaskConfig:
-    # The target map y = weight @ x + bias; weight is out x in.
+    # The target map y = weight @ x + bias; weight is out x in. Matrices are
+    # typed List[Any] because OmegaConf 2.3 rejects ints merged into a
+    # List[List[float]]; validate() checks their entries instead.
     name: str = MISSING
-    weight: List[List[float]] = MISSING
+    weight: List[Any] = MISSING
     bias: List[float] = MISSING
     n_samples: int = 100
     # "normal": standard normal inputs (the lecture); "uniform": U(-1, 1).
     input_distribution: str = "normal"
+    # Standard deviation of Gaussian noise added to the targets; 0 gives the
+    # lecture's exact targets.
+    noise_std: float = 0.0
     # Fixed input rows in place of random ones, for replaying the lecture's
     # single-point cells; null draws n_samples rows from the distribution.
-    inputs: Optional[List[List[float]]] = None
+    inputs: Optional[List[Any]] = None
 
 
 @dataclass
@@ -80,7 +85,7 @@ class TrainerConfig:
 @dataclass
 class ModelConfig:
     # Initial parameters; null keeps torch.nn.Linear's seeded random init.
-    init_weight: Optional[List[List[float]]] = None
+    init_weight: Optional[List[Any]] = None
     init_bias: Optional[List[float]] = None
 
 
@@ -144,9 +149,13 @@ def _check_matrix(key: str, rows: Any) -> tuple:
             key, rows, "rows of equal length (a rectangular out x in matrix)",
             f"give every row of {key} the same number of entries",
         )
-    if not all(math.isfinite(v) for row in rows for v in row):
+    if not all(_is_finite_number(v) for row in rows for v in row):
         raise ConfigError(key, rows, "finite numbers")
     return len(rows), lengths.pop()
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_vector(key: str, values: Any, length: int, matches: str) -> None:
@@ -156,7 +165,7 @@ def _check_vector(key: str, values: Any, length: int, matches: str) -> None:
             key, values, f"a list of {length} numbers, one per row of {matches}",
             f"give {key} exactly {length} entries",
         )
-    if not all(math.isfinite(v) for v in values):
+    if not all(_is_finite_number(v) for v in values):
         raise ConfigError(key, values, "finite numbers")
 
 
@@ -173,6 +182,8 @@ def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:
     _check_vector("task.bias", task.bias, n_out, "task.weight")
     if task.n_samples < 1:
         raise ConfigError("task.n_samples", task.n_samples, "an integer >= 1")
+    if not math.isfinite(task.noise_std) or task.noise_std < 0:
+        raise ConfigError("task.noise_std", task.noise_std, "a finite number >= 0")
     _check_choice("task.input_distribution", task.input_distribution, INPUT_DISTRIBUTIONS)
     if task.inputs is not None:
         rows, cols = _check_matrix("task.inputs", task.inputs)

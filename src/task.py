@@ -1,5 +1,6 @@
-"""Task data: inputs drawn once, targets y = x @ weight.T + bias computed
-once, both placed on the training device before the first epoch."""
+"""Task data: inputs drawn once, targets y = x @ weight.T + bias (plus optional
+Gaussian noise) computed once, both placed on the training device before the
+first epoch."""
 
 from dataclasses import dataclass
 
@@ -20,8 +21,8 @@ class TaskData:
 def make_task_data(task: DictConfig, seed: int, device: torch.device, dtype: str = "float32") -> TaskData:
     """Build the task's data set for one seed.
 
-    The inputs are drawn by a seeded CPU generator and moved to the device in
-    one copy, so a seed gives the same data on every device.
+    Inputs and targets are made by a seeded CPU generator and moved to the
+    device in one copy each, so a seed gives the same data on every device.
     """
     torch_dtype = DTYPES[dtype]
     true_weight = torch.tensor(OmegaConf.to_container(task.weight), dtype=torch_dtype)
@@ -37,8 +38,15 @@ def make_task_data(task: DictConfig, seed: int, device: torch.device, dtype: str
         else:
             inputs = torch.randn(shape, generator=generator, dtype=torch_dtype)
 
+    targets = inputs @ true_weight.T + true_bias
+    if task.noise_std > 0:
+        # Seeded apart from the inputs, so noise leaves the inputs unchanged.
+        noise_generator = torch.Generator().manual_seed(seed + 1_000_003)
+        targets = targets + task.noise_std * torch.randn(
+            targets.shape, generator=noise_generator, dtype=torch_dtype)
+
     inputs = inputs.to(device)
+    targets = targets.to(device)
     true_weight = true_weight.to(device)
     true_bias = true_bias.to(device)
-    targets = inputs @ true_weight.T + true_bias
     return TaskData(inputs, targets, true_weight, true_bias)

@@ -82,9 +82,10 @@ def run_tags(cfg: DictConfig, actual_device: str, overrides: List[str]) -> Dict[
 
 def config_params(cfg: DictConfig) -> Dict[str, Any]:
     """The resolved config, flattened, without Hydra's own node."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("hydra", None)
-    return flatten(container)
+    return flatten({
+        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        for key, value in cfg.items() if key != "hydra"
+    })
 
 
 class Interrupted(KeyboardInterrupt):
