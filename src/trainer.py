@@ -77,7 +77,12 @@ def train_epochs(
     for epoch in range(epochs):
         if shuffle:
             order = torch.randperm(n_samples, generator=generator, device=generator.device)
-            inputs, targets = data.inputs[order], data.targets[order]
+            # index_select rather than inputs[order]. With torch 2.13 on a 2-core
+            # CPU, advanced indexing splits this copy across threads and took
+            # 8 ms for 10 000 rows while the other core was busy, index_select
+            # 0.03 ms.
+            inputs = data.inputs.index_select(0, order)
+            targets = data.targets.index_select(0, order)
         else:
             inputs, targets = data.inputs, data.targets
 
