@@ -8,6 +8,8 @@ The steps follow the lecture: data, model, update rule, epochs, record.
 `main` returns the final error, so sweepers can minimise it.
 """
 
+import atexit
+import gc
 import json
 import logging
 from contextlib import nullcontext
@@ -41,6 +43,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Train one job; return its final error."""
+    _freeze_heap_at_exit()  # in joblib workers too, where only main() runs
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     try:
@@ -211,5 +214,18 @@ def _record_failed_job(cfg: DictConfig, overrides, error: Exception) -> None:
     recorder.end("FAILED")
 
 
+def _freeze_heap_at_exit() -> None:
+    """Register gc.freeze() to run at exit, once per process.
+
+    Freezing moves the live objects out of the collector's reach, so the
+    collections during interpreter shutdown skip them. With torch, mlflow and
+    matplotlib loaded they took about 1.3 s of a 2-core CPU; atexit handlers
+    and file flushes still run as before.
+    """
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+
+
 if __name__ == "__main__":
+    _freeze_heap_at_exit()  # a multirun's parent process may run no job itself
     main()
