@@ -13,16 +13,22 @@ from typing import Dict, List, Sequence
 def plot_error_curves(curves: Dict[str, Sequence[float]], path: Path, title: str) -> Path:
     """Draw one line per curve, error on a log scale, epochs on the x axis."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import LogFormatter
+    from matplotlib.ticker import LogFormatter, NullLocator
 
     figure = Figure(figsize=(7, 4.5), dpi=100)
     axes = figure.add_subplot()
+    low, high = float("inf"), 0.0
     for label, errors in curves.items():
         # A log axis cannot show zero; an exact fit reads as the smallest
         # positive float32 instead.
         values: List[float] = [max(e, 1e-38) for e in errors]
         axes.plot(range(len(values)), values, label=label, marker="." if len(values) <= 60 else None)
+        low, high = min(low, *values), max(high, *values)
     axes.set_yscale("log")
+    if high > 1000 * low:
+        # Over more than three decades matplotlib draws 8 minor ticks per
+        # decade, and their artists took more than half of the plot's time.
+        axes.yaxis.set_minor_locator(NullLocator())
     # Plain tick labels such as 1e-05, because typesetting the default
     # mathtext labels took about 50 ms per plot.
     axes.yaxis.set_major_formatter(LogFormatter())
