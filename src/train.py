@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import ConfigError, register_configs, validate
@@ -30,7 +31,7 @@ from src.theory import lr_stability_bound
 from src.tracking import (
     config_params, interrupts_as_exceptions, recording, run_name, run_tags, start_run,
 )
-from src.trainer import train_epochs
+from src.trainer import DivergenceError, train_epochs
 from src.updates import make_update
 
 log = logging.getLogger("src.train")
@@ -43,6 +44,7 @@ def main(cfg: DictConfig) -> float:
     """Train one job; return its final error."""
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         validate(cfg, dict(hydra_cfg.runtime.choices))
         device = choose_device(cfg.device.name, cfg.device.strict)
@@ -50,13 +52,21 @@ def main(cfg: DictConfig) -> float:
         if uri:
             check_store(uri)
     except (ConfigError, StoreError) as error:
-        return _reject(cfg, overrides, error)
+        return _reject(cfg, overrides, error, in_sweep)
 
-    with interrupts_as_exceptions():
-        return train(cfg, device, uri, overrides, Path(hydra_cfg.runtime.output_dir))
+    try:
+        with interrupts_as_exceptions():
+            return train(cfg, device, uri, overrides, Path(hydra_cfg.runtime.output_dir), in_sweep)
+    except DivergenceError:
+        # A sweep records the failed job and goes on; a single run has
+        # already said why it stopped.
+        if in_sweep:
+            raise
+        raise SystemExit(1) from None
 
 
-def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Path) -> float:
+def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Path,
+          in_sweep: bool = False) -> float:
     dtype = DTYPES[cfg.device.dtype]
     log.info("Training task '%s' with the %s update, lr=%g, on %s (requested: %s).",
              cfg.task.name, cfg.optimizer.name, cfg.optimizer.lr, device, cfg.device.name)
@@ -89,7 +99,7 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
         recorder.log_metric("lr_stability_bound", lr_bound)
 
     # Epochs.
-    reporter = EpochReporter(cfg.trainer.epochs, cfg.trainer.epoch_lines_max)
+    reporter = EpochReporter(cfg.trainer.epochs, cfg.trainer.epoch_lines_max, in_sweep=in_sweep)
 
     def on_epoch(epoch: int, error: float) -> None:
         reporter(epoch, error)
@@ -114,7 +124,14 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
         where = f"; run {recorder.run_id} ended KILLED with what it logged kept" if recorder else ""
         log.error("Interrupted by %s%s.", name, where)
         raise SystemExit(143 if name == "SIGTERM" else 130) from None
+    except DivergenceError as error:
+        where = f" Run {recorder.run_id} ended FAILED with the finite epochs kept." if recorder else ""
+        log.error("%s%s", error, where)
+        raise
 
+    if in_sweep:
+        log.info("Job %s: final error %.6g after %d epochs (%s).", HydraConfig.get().job.num,
+                 final_error, len(history), " ".join(overrides))
     if recorder:
         _report_location(recorder, uri)
     return final_error
@@ -187,11 +204,12 @@ def _report_location(recorder, uri: str) -> None:
                  ui_link("http://127.0.0.1:5000", recorder.experiment_id, recorder.run_id))
 
 
-def _reject(cfg: DictConfig, overrides, error: Exception) -> float:
+def _reject(cfg: DictConfig, overrides, error: Exception, in_sweep: bool) -> float:
     """Report a config or store error in one line. A single run exits with
-    status 2 and creates nothing; a sweep job raises so the sweep records it."""
-    if parent_for_job() is None:
-        log.error("Error: %s", error)
+    status 2 and creates nothing; a sweep job raises, so the sweep records it
+    as a FAILED child and goes on with its other jobs."""
+    if not in_sweep:
+        log.error("%s", error)
         raise SystemExit(2)
     _record_failed_job(cfg, overrides, error)
     raise error
@@ -201,6 +219,8 @@ def _record_failed_job(cfg: DictConfig, overrides, error: Exception) -> None:
     """Give a sweep job that failed its checks a FAILED child run, so the
     sweep's record counts it."""
     parent = parent_for_job()
+    if parent is None:
+        return
     try:
         recorder = start_run(parent["uri"], parent["experiment_id"], run_name(cfg, overrides),
                              {"hydra.overrides": json.dumps(overrides)}, parent["run_id"], 5.0)
