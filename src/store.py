@@ -24,6 +24,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# MLflow prints its own run links for server stores, without the query
+# parameter that opens the runs table; the project prints its own links.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class StoreError(RuntimeError):
