@@ -167,9 +167,10 @@ def _is_finite_number(value: Any) -> bool:
 def _check_vector(key: str, values: Any, length: int, matches: str) -> None:
     values = _plain(values)
     if len(values) != length:
+        numbers = "1 number" if length == 1 else f"{length} numbers"
         raise ConfigError(
-            key, values, f"a list of {length} numbers, one per row of {matches}",
-            f"give {key} exactly {length} entries",
+            key, values, f"a list of {numbers}, one per row of {matches}",
+            f"give {key} exactly {numbers}",
         )
     if not all(_is_finite_number(v) for v in values):
         raise ConfigError(key, values, "finite numbers")
