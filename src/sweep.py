@@ -113,6 +113,8 @@ class SweepRunCallback(Callback):
         from mlflow import MlflowClient
 
         self.client = MlflowClient(uri)
+        self.uri = uri
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_overrides = list(config.hydra.overrides.task)
         swept = [o for o in sweep_overrides if _is_swept(o)]
         sweeper = config.hydra.sweeper._target_.rsplit(".", 1)[-1]
@@ -154,6 +156,7 @@ class SweepRunCallback(Callback):
         from mlflow.entities import Metric, RunTag
 
         from src.recorder import _now_ms
+        from src.store import default_uri
 
         summary = summarize_children(find_children(self.client, self.experiment_id, self.parent_run_id))
         tags = [RunTag(f"sweep.{key}", str(value)) for key, value in summary.items()]
@@ -162,6 +165,10 @@ class SweepRunCallback(Callback):
         if math.isfinite(summary["best_error"]):
             metrics.append(Metric("best_error", summary["best_error"], _now_ms(), 0))
         self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
+        # The sweep's composed config, as Hydra saved it.
+        multirun_config = self.sweep_dir / "multirun.yaml"
+        if multirun_config.exists():
+            self.client.log_artifact(self.parent_run_id, str(multirun_config), artifact_path="hydra")
 
         # A sweep that ran to its end is FINISHED, its failed jobs counted in
         # the summary (an Optuna search expects some trials to diverge). One
@@ -182,3 +189,5 @@ class SweepRunCallback(Callback):
                    f"Parent run {self.parent_run_id} ended {status}.")
         # At exit, logging may already be shut down; print reaches the user.
         print(message, flush=True)
+        print(f"Compare the jobs: python -m src.compare --parent {self.parent_run_id}"
+              + ("" if self.uri == default_uri() else f" --uri {self.uri}"), flush=True)
