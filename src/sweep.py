@@ -48,14 +48,14 @@ def find_children(client, experiment_id: str, parent_run_id: str) -> list:
 
 
 def job_overrides(run) -> Dict[str, str]:
-    """The job's command-line overrides as key -> value."""
+    """Return the job's command-line overrides as a dict of key to value."""
     overrides = json.loads(run.data.tags.get("hydra.overrides", "[]"))
     return dict(override.lstrip("+~").partition("=")[::2] for override in overrides)
 
 
 def differing_overrides(runs: list) -> List[str]:
-    """The override keys whose values differ between the runs: what the sweep
-    varied."""
+    """Return the override keys whose values differ between the runs, which
+    are the keys the sweep varied."""
     per_run = [job_overrides(run) for run in runs]
     keys = sorted({key for overrides in per_run for key in overrides})
     return [key for key in keys if len({overrides.get(key) for overrides in per_run}) > 1]
@@ -80,7 +80,7 @@ def summarize_children(children: list) -> Dict[str, Any]:
 
 
 def _is_swept(override: str) -> bool:
-    """Whether a command-line override sweeps values (a, b or a function)."""
+    """Return whether a command-line override sweeps values (a,b or a function)."""
     value = override.partition("=")[2]
     return "," in value and not value.startswith("[") or value.startswith(
         ("range(", "choice(", "interval(", "glob(", "tag("))

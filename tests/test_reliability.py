@@ -172,7 +172,7 @@ def test_crash_ends_failed_with_error_tag(train_job, store_uri, monkeypatch):
 
 
 def test_unreachable_server_fails_fast(tmp_path):
-    # A port this test found free on 127.0.0.1: nothing answers there.
+    # A port this test found free on 127.0.0.1, so no server listens there.
     uri = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
     result = run_cli(["-m", "src.train", "task=sum", f"tracking.uri={uri}",
@@ -249,7 +249,9 @@ def test_parallel_sweeps_lose_nothing(tmp_path):
                           f"hydra.sweep.dir={tmp_path / f'sweep{repetition}'}"])
         assert result.returncode == 0, result.stderr
         parents, children, stray = runs_by_role(store_uri)
-        assert len(parents) == 1 and len(children) == 6 and stray == []
+        assert len(parents) == 1
+        assert len(children) == 6
+        assert stray == []
         for child in children:
             assert child.info.status == "FINISHED"
             assert metric_history(store_uri, child.info.run_id)[1] == list(range(6))

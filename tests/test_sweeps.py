@@ -64,7 +64,9 @@ def test_failing_job_mid_sweep(tmp_path, store_uri):
     result = sweep(tmp_path, store_uri, "optimizer.lr=0.01,5,0.02", "trainer.epochs=10")
     assert result.returncode != 0
     parents, children, stray = runs_by_role(store_uri)
-    assert len(parents) == 1 and len(children) == 3 and stray == []
+    assert len(parents) == 1
+    assert len(children) == 3
+    assert stray == []
     status = {float(c.data.params["optimizer.lr"]): c.info.status for c in children}
     assert status == {0.01: "FINISHED", 5.0: "FAILED", 0.02: "FINISHED"}
     parent = parents[0]
@@ -104,7 +106,8 @@ def test_optuna_preset_finds_stable_lr(tmp_path, store_uri):
                    "trainer.epochs=10")
     assert result.returncode == 0, result.stderr
     parents, children, _ = runs_by_role(store_uri)
-    assert len(parents) == 1 and len(children) == 6
+    assert len(parents) == 1
+    assert len(children) == 6
     finished = [c for c in children if c.info.status == "FINISHED"]
     best = min(finished, key=lambda c: c.data.metrics["final_error"])
     lr = float(best.data.params["optimizer.lr"])
