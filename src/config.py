@@ -130,6 +130,13 @@ class ConfigError(ValueError):
         if fix:
             message += f" Fix: {fix}"
         super().__init__(message)
+        self.details = (key, value, valid, fix, problem)
+
+    def __reduce__(self):
+        # Parallel launchers send a failed job's exception back to the sweep
+        # process by pickling; the default rebuilds it from the message alone,
+        # which this __init__ cannot take.
+        return type(self), self.details
 
 
 def _plain(value: Any) -> Any:

@@ -255,3 +255,18 @@ def test_parallel_sweeps_lose_nothing(tmp_path):
         for child in children:
             assert child.info.status == "FINISHED"
             assert metric_history(store_uri, child.info.run_id)[1] == list(range(6))
+
+
+def test_job_errors_survive_pickling():
+    # joblib and submitit send a failed job's exception back to the sweep by
+    # pickling it; an exception that fails to unpickle aborts the whole sweep.
+    import pickle
+
+    from src.config import ConfigError
+    from src.trainer import DivergenceError
+
+    for error in (ConfigError("device.name", "mps", "cpu", "choose device=cpu"),
+                  DivergenceError(3, math.inf, 5.0, 0.97)):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
