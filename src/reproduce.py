@@ -547,6 +547,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             run = run_part(part, args.overrides, jobs)
         except ReproduceError:
             raise  # the same fault would stop every part
+        except SystemExit as stop:
+            # src.train exits 1 after a diverged run, with the error logged. A
+            # rejected config or store (2) or an interrupt (130, 143) ends here.
+            if stop.code != 1:
+                raise
+            print(f"cells {part.cells} (experiment={part.preset}): training failed, "
+                  f"see the error above", flush=True)
+            failed.append(part)
+            continue
         except Exception as error:  # a failed part leaves its rows missing, so they read off
             print(f"cells {part.cells} (experiment={part.preset}): training failed: "
                   f"{type(error).__name__}: {error}", flush=True)
