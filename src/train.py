@@ -27,7 +27,7 @@ from src.plots import plot_error_curves
 from src.store import StoreError, check_store, prepare_experiment, resolve_uri, ui_command, ui_link
 from src.sweep import parent_for_job
 from src.task import DTYPES, make_task_data
-from src.theory import lr_stability_bound
+from src.theory import compare_with_theory, lr_stability_bound
 from src.tracking import (
     config_params, interrupts_as_exceptions, recording, run_name, run_tags, start_run,
 )
@@ -84,6 +84,8 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
                 model.weight.copy_(torch.tensor(OmegaConf.to_container(cfg.model.init_weight)))
             if cfg.model.init_bias is not None:
                 model.bias.copy_(torch.tensor(OmegaConf.to_container(cfg.model.init_bias)))
+    # The start values, kept for the theory set beside the run after training.
+    start = (model.weight.detach().clone(), model.bias.detach().clone())
 
     # Update rule, and the largest learning rate that still converges here.
     update = make_update(cfg.optimizer.name, model, cfg.optimizer.lr)
@@ -117,7 +119,7 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
             final_error = history[-1] if history else float("nan")
             _report_coefficients(model, data)
             if recorder:
-                _record_results(recorder, model, data, history, output_dir, cfg)
+                _record_results(recorder, model, data, history, output_dir, cfg, start)
     except KeyboardInterrupt as interrupt:
         reporter.interrupted()
         name = getattr(interrupt, "signal_name", "SIGINT")
@@ -163,8 +165,10 @@ def _rounded(values):
     return round(values, 6)
 
 
-def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictConfig) -> None:
-    """Log the learned coefficients, the error curve and Hydra's files."""
+def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictConfig,
+                    start) -> None:
+    """Log the learned coefficients, the theory beside them, the error curve
+    and Hydra's files."""
     weight = model.weight.detach().cpu()
     bias = model.bias.detach().cpu()
     coefficients = {}
@@ -175,6 +179,14 @@ def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictC
     recorder.log_metrics(coefficients)
     if history:
         recorder.log_metric("final_error", history[-1])
+
+    # Theory: the least-squares optimum of this data, and the predicted
+    # contraction of the error beside the observed one.
+    theory = compare_with_theory(data, start, model, history, cfg.optimizer.lr,
+                                 cfg.trainer.batch_size, cfg.trainer.drop_last)
+    log.info(theory.summary())
+    for key, value, step in theory.metrics():
+        recorder.log_metric(key, value, step)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "coefficients.json").write_text(json.dumps({
