@@ -10,8 +10,10 @@ The steps follow the lecture: data, model, update rule, epochs, record.
 
 import json
 import logging
+import math
 from contextlib import nullcontext
 from pathlib import Path
+from typing import List
 
 import hydra
 import torch
@@ -103,7 +105,10 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
     # Epochs.
     reporter = EpochReporter(cfg.trainer.epochs, cfg.trainer.epoch_lines_max, in_sweep=in_sweep)
 
+    observed: List[float] = []
+
     def on_epoch(epoch: int, error: float) -> None:
+        observed.append(error)
         reporter(epoch, error)
         if recorder:
             recorder.log_metric("error", error, step=epoch)
@@ -111,11 +116,18 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     try:
         with recording(recorder) if recorder else nullcontext():
-            history = train_epochs(
-                model, update.step, data, cfg.trainer.epochs, cfg.trainer.batch_size,
-                cfg.trainer.shuffle, cfg.trainer.drop_last, generator, on_epoch,
-                cfg.optimizer.lr, lr_bound,
-            )
+            try:
+                history = train_epochs(
+                    model, update.step, data, cfg.trainer.epochs, cfg.trainer.batch_size,
+                    cfg.trainer.shuffle, cfg.trainer.drop_last, generator, on_epoch,
+                    cfg.optimizer.lr, lr_bound,
+                )
+            except (DivergenceError, KeyboardInterrupt):
+                # A stopped run still gets the theory for its data and the
+                # epochs it finished, before it ends FAILED or KILLED.
+                if recorder:
+                    _record_theory(recorder, data, start, model, observed, cfg)
+                raise
             final_error = history[-1] if history else float("nan")
             _report_coefficients(model, data)
             if recorder:
@@ -180,13 +192,7 @@ def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictC
     if history:
         recorder.log_metric("final_error", history[-1])
 
-    # Theory: the least-squares optimum of this data, and the predicted
-    # contraction of the error beside the observed one.
-    theory = compare_with_theory(data, start, model, history, cfg.optimizer.lr,
-                                 cfg.trainer.batch_size, cfg.trainer.drop_last)
-    log.info(theory.summary())
-    for key, value, step in theory.metrics():
-        recorder.log_metric(key, value, step)
+    _record_theory(recorder, data, start, model, history, cfg)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "coefficients.json").write_text(json.dumps({
@@ -205,6 +211,19 @@ def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictC
             client.log_artifact(recorder.run_id, str(output_dir / name))
     # Hydra's composed config, overrides and the job's log.
     client.log_artifacts(recorder.run_id, str(output_dir), artifact_path="hydra")
+
+
+def _record_theory(recorder, data, start, model, history, cfg: DictConfig) -> None:
+    """Log the least-squares optimum of the run's data and the predicted
+    contraction of the error beside the observed one."""
+    theory = compare_with_theory(data, start, model, history, cfg.optimizer.lr,
+                                 cfg.trainer.batch_size, cfg.trainer.drop_last)
+    log.info(theory.summary())
+    for key, value, step in theory.metrics():
+        # A diverged model's distances are inf or nan; the store keeps only
+        # finite values, so they are left out here without a warning each.
+        if math.isfinite(value):
+            recorder.log_metric(key, value, step)
 
 
 def _report_location(recorder, uri: str) -> None:
