@@ -7,10 +7,11 @@ raises `ConfigError`, which names the key, the value, the valid range and the
 fix.
 """
 
+import difflib
 import math
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -98,6 +99,10 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0
+    # Free-form values recorded as params with the run, for example
+    # +notes.hypothesis="lr 0.1 converges in 10 epochs". The only node that
+    # accepts new keys.
+    notes: Dict[str, Any] = field(default_factory=dict)
 
 
 def register_configs() -> None:
@@ -117,13 +122,21 @@ def register_configs() -> None:
 class ConfigError(ValueError):
     """A config value outside its valid range, raised before any run exists."""
 
-    def __init__(self, key: str, value: Any, valid: str, fix: str = "") -> None:
+    def __init__(self, key: str, value: Any, valid: str, fix: str = "",
+                 problem: str = "Invalid value for") -> None:
         self.key = key
         self.value = value
-        message = f"Invalid value for '{key}': {value!r}. Valid: {valid}."
+        message = f"{problem} '{key}': {value!r}. Valid: {valid}."
         if fix:
             message += f" Fix: {fix}"
         super().__init__(message)
+        self.details = (key, value, valid, fix, problem)
+
+    def __reduce__(self):
+        # Parallel launchers send a failed job's exception back to the sweep
+        # process by pickling; the default rebuilds it from the message alone,
+        # which this __init__ cannot take.
+        return type(self), self.details
 
 
 def _plain(value: Any) -> Any:
@@ -161,12 +174,33 @@ def _is_finite_number(value: Any) -> bool:
 def _check_vector(key: str, values: Any, length: int, matches: str) -> None:
     values = _plain(values)
     if len(values) != length:
+        numbers = "1 number" if length == 1 else f"{length} numbers"
         raise ConfigError(
-            key, values, f"a list of {length} numbers, one per row of {matches}",
-            f"give {key} exactly {length} entries",
+            key, values, f"a list of {numbers}, one per row of {matches}",
+            f"give {key} exactly {numbers}",
         )
     if not all(_is_finite_number(v) for v in values):
         raise ConfigError(key, values, "finite numbers")
+
+
+def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
+    """Reject keys the schema does not have. Hydra's `+key=value` adds a key
+    even to a typed config, so a typo with `+` would otherwise pass unnoticed."""
+    known = [str(k) for k in schema.keys()]
+    for key in cfg.keys():
+        full_key = f"{prefix}{key}"
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {prefix}{close[0]}?" if close else "check the spelling."
+            where = f"under {prefix[:-1]}" if prefix else "at the top level"
+            raise ConfigError(
+                full_key, _plain(cfg[key]), f"the keys {where}: {', '.join(known)}",
+                f"{hint} Free-form values go under notes, e.g. +notes.{key}=...",
+                problem="Unknown key",
+            )
+        child, child_schema = cfg._get_node(key), schema._get_node(key)
+        if full_key != "notes" and isinstance(child, DictConfig) and isinstance(child_schema, DictConfig):
+            _check_known_keys(child, child_schema, f"{full_key}.")
 
 
 def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:
@@ -176,6 +210,7 @@ def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:
     that contradicts the chosen group option is rejected, so the style that
     runs is the style recorded.
     """
+    _check_known_keys(cfg, OmegaConf.structured(TrainConfig))
     task, optimizer, device, trainer = cfg.task, cfg.optimizer, cfg.device, cfg.trainer
 
     n_out, n_in = _check_matrix("task.weight", task.weight)

@@ -8,6 +8,18 @@ import time
 log = logging.getLogger(__name__)
 
 
+class BelowLevel(logging.Filter):
+    """Pass records below `level`, so stdout and stderr handlers split the
+    output without printing a record twice."""
+
+    def __init__(self, level: str = "WARNING") -> None:
+        super().__init__()
+        self.level = logging.getLevelName(level)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
 class EpochReporter:
     """Report each epoch's error, as a line or as progress, by run length.
 
@@ -17,10 +29,13 @@ class EpochReporter:
     seconds.
     """
 
-    def __init__(self, epochs: int, epoch_lines_max: int, summary_interval_s: float = 10.0) -> None:
+    def __init__(self, epochs: int, epoch_lines_max: int, summary_interval_s: float = 10.0,
+                 in_sweep: bool = False) -> None:
         self.epochs = epochs
-        self.lines = epochs <= epoch_lines_max
-        self.interactive = sys.stdout.isatty()
+        # Lines of parallel sweep jobs would interleave; a sweep job logs
+        # summaries instead.
+        self.lines = epochs <= epoch_lines_max and not in_sweep
+        self.interactive = sys.stdout.isatty() and not in_sweep
         self.summary_interval_s = summary_interval_s
         self.start = time.monotonic()
         self.last_report = 0.0

@@ -12,18 +12,27 @@ from typing import Dict, List, Sequence
 
 def plot_error_curves(curves: Dict[str, Sequence[float]], path: Path, title: str) -> Path:
     """Draw one line per curve, error on a log scale, epochs on the x axis."""
+    import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import LogFormatter, NullLocator
 
-    figure = Figure(figsize=(7, 4.5), dpi=100)
+    with_legend = 1 < len(curves) <= 30
+    figure = Figure(figsize=(10 if with_legend else 7, 4.5), dpi=100)
     axes = figure.add_subplot()
+    # Past ten curves the default colour cycle repeats; a colour map keeps
+    # every curve apart.
+    colours = matplotlib.colormaps["viridis"](
+        [i / max(len(curves) - 1, 1) for i in range(len(curves))]
+    ) if len(curves) > 10 else [None] * len(curves)
     low, high = float("inf"), 0.0
-    for label, errors in curves.items():
+    for (label, errors), colour in zip(curves.items(), colours):
         # A log axis cannot show zero; an exact fit reads as the smallest
         # positive float32 instead.
         values: List[float] = [max(e, 1e-38) for e in errors]
-        axes.plot(range(len(values)), values, label=label, marker="." if len(values) <= 60 else None)
-        low, high = min(low, *values), max(high, *values)
+        axes.plot(range(len(values)), values, label=label, color=colour,
+                  marker="." if len(values) <= 60 else None)
+        if values:
+            low, high = min(low, *values), max(high, *values)
     axes.set_yscale("log")
     if high > 1000 * low:
         # Over more than three decades matplotlib draws 8 minor ticks per
@@ -35,12 +44,14 @@ def plot_error_curves(curves: Dict[str, Sequence[float]], path: Path, title: str
     axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     axes.set_xlabel("epoch")
     axes.set_ylabel("error (mean squared)")
-    axes.set_title(title)
+    axes.set_title(title if len(title) <= 80 else title[:77] + "...", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
-    if 1 < len(curves) <= 20:
-        axes.legend(fontsize=8)
-    # Fixed margins that fit these labels. tight_layout took 0.3 s per plot,
-    # most of the plot's time.
-    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.93)
+    # Fixed margins: tight_layout measures every text and costs about 0.4 s
+    # a plot, which a sweep pays per job.
+    if with_legend:
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        figure.subplots_adjust(left=0.08, right=0.68, top=0.92, bottom=0.12)
+    else:
+        figure.subplots_adjust(left=0.12, right=0.96, top=0.92, bottom=0.12)
     figure.savefig(path)
     return path

@@ -24,6 +24,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# MLflow prints its own run links for server stores, without the query
+# parameter that opens the runs table; the project prints its own links.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class StoreError(RuntimeError):
@@ -62,8 +65,8 @@ def ui_command(uri: str) -> str:
 
 
 def ui_link(base: str, experiment_id: str, run_id: Optional[str] = None) -> str:
-    """A link that opens the runs table; MLflow 3.17 opens an experiment in
-    its GenAI view unless workflowType=machine_learning is given."""
+    """Build a link that opens the runs table. MLflow 3.17 opens an experiment
+    in its GenAI view unless the link sets workflowType=machine_learning."""
     page = f"#/experiments/{experiment_id}"
     if run_id:
         page += f"/runs/{run_id}"
@@ -95,7 +98,7 @@ def _check_server(uri: str) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise StoreError(
-            f"The MLflow server at {uri} did not answer ({reason}). Start it, check "
+            f"The MLflow server at {uri} did not respond ({reason}). Start it, check "
             f"tracking.uri, or use the local store by passing tracking.uri=null "
             f"(and unsetting MLFLOW_TRACKING_URI)."
         ) from None

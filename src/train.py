@@ -12,12 +12,15 @@ import atexit
 import gc
 import json
 import logging
+import math
 from contextlib import nullcontext
 from pathlib import Path
+from typing import List
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import ConfigError, register_configs, validate
@@ -28,11 +31,11 @@ from src.plots import plot_error_curves
 from src.store import StoreError, check_store, prepare_experiment, resolve_uri, ui_command, ui_link
 from src.sweep import parent_for_job
 from src.task import DTYPES, make_task_data
-from src.theory import lr_stability_bound
+from src.theory import compare_with_theory, lr_stability_bound
 from src.tracking import (
     config_params, interrupts_as_exceptions, recording, run_name, run_tags, start_run,
 )
-from src.trainer import train_epochs
+from src.trainer import DivergenceError, train_epochs
 from src.updates import make_update
 
 log = logging.getLogger("src.train")
@@ -46,6 +49,7 @@ def main(cfg: DictConfig) -> float:
     _freeze_heap_at_exit()  # in joblib workers too, where only main() runs
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         validate(cfg, dict(hydra_cfg.runtime.choices))
         device = choose_device(cfg.device.name, cfg.device.strict)
@@ -53,13 +57,21 @@ def main(cfg: DictConfig) -> float:
         if uri:
             check_store(uri)
     except (ConfigError, StoreError) as error:
-        return _reject(cfg, overrides, error)
+        return _reject(cfg, overrides, error, in_sweep)
 
-    with interrupts_as_exceptions():
-        return train(cfg, device, uri, overrides, Path(hydra_cfg.runtime.output_dir))
+    try:
+        with interrupts_as_exceptions():
+            return train(cfg, device, uri, overrides, Path(hydra_cfg.runtime.output_dir), in_sweep)
+    except DivergenceError:
+        # A sweep records the failed job and goes on; a single run has
+        # already said why it stopped.
+        if in_sweep:
+            raise
+        raise SystemExit(1) from None
 
 
-def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Path) -> float:
+def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Path,
+          in_sweep: bool = False) -> float:
     dtype = DTYPES[cfg.device.dtype]
     log.info("Training task '%s' with the %s update, lr=%g, on %s (requested: %s).",
              cfg.task.name, cfg.optimizer.name, cfg.optimizer.lr, device, cfg.device.name)
@@ -77,6 +89,8 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
                 model.weight.copy_(torch.tensor(OmegaConf.to_container(cfg.model.init_weight)))
             if cfg.model.init_bias is not None:
                 model.bias.copy_(torch.tensor(OmegaConf.to_container(cfg.model.init_bias)))
+    # The start values, kept for the theory set beside the run after training.
+    start = (model.weight.detach().clone(), model.bias.detach().clone())
 
     # Update rule, and the largest learning rate that still converges here.
     update = make_update(cfg.optimizer.name, model, cfg.optimizer.lr)
@@ -92,9 +106,12 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
         recorder.log_metric("lr_stability_bound", lr_bound)
 
     # Epochs.
-    reporter = EpochReporter(cfg.trainer.epochs, cfg.trainer.epoch_lines_max)
+    reporter = EpochReporter(cfg.trainer.epochs, cfg.trainer.epoch_lines_max, in_sweep=in_sweep)
+
+    observed: List[float] = []
 
     def on_epoch(epoch: int, error: float) -> None:
+        observed.append(error)
         reporter(epoch, error)
         if recorder:
             recorder.log_metric("error", error, step=epoch)
@@ -102,22 +119,36 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     try:
         with recording(recorder) if recorder else nullcontext():
-            history = train_epochs(
-                model, update.step, data, cfg.trainer.epochs, cfg.trainer.batch_size,
-                cfg.trainer.shuffle, cfg.trainer.drop_last, generator, on_epoch,
-                cfg.optimizer.lr, lr_bound,
-            )
+            try:
+                history = train_epochs(
+                    model, update.step, data, cfg.trainer.epochs, cfg.trainer.batch_size,
+                    cfg.trainer.shuffle, cfg.trainer.drop_last, generator, on_epoch,
+                    cfg.optimizer.lr, lr_bound,
+                )
+            except (DivergenceError, KeyboardInterrupt):
+                # A stopped run still gets the theory for its data and the
+                # epochs it finished, before it ends FAILED or KILLED.
+                if recorder:
+                    _record_theory(recorder, data, start, model, observed, cfg)
+                raise
             final_error = history[-1] if history else float("nan")
             _report_coefficients(model, data)
             if recorder:
-                _record_results(recorder, model, data, history, output_dir, cfg)
+                _record_results(recorder, model, data, history, output_dir, cfg, start)
     except KeyboardInterrupt as interrupt:
         reporter.interrupted()
         name = getattr(interrupt, "signal_name", "SIGINT")
         where = f"; run {recorder.run_id} ended KILLED with what it logged kept" if recorder else ""
         log.error("Interrupted by %s%s.", name, where)
         raise SystemExit(143 if name == "SIGTERM" else 130) from None
+    except DivergenceError as error:
+        where = f" Run {recorder.run_id} ended FAILED with the finite epochs kept." if recorder else ""
+        log.error("%s%s", error, where)
+        raise
 
+    if in_sweep:
+        log.info("Job %s: final error %.6g after %d epochs (%s).", HydraConfig.get().job.num,
+                 final_error, len(history), " ".join(overrides))
     if recorder:
         _report_location(recorder, uri)
     return final_error
@@ -149,8 +180,10 @@ def _rounded(values):
     return round(values, 6)
 
 
-def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictConfig) -> None:
-    """Log the learned coefficients, the error curve and Hydra's files."""
+def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictConfig,
+                    start) -> None:
+    """Log the learned coefficients, the theory beside them, the error curve
+    and Hydra's files."""
     weight = model.weight.detach().cpu()
     bias = model.bias.detach().cpu()
     coefficients = {}
@@ -161,6 +194,8 @@ def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictC
     recorder.log_metrics(coefficients)
     if history:
         recorder.log_metric("final_error", history[-1])
+
+    _record_theory(recorder, data, start, model, history, cfg)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "coefficients.json").write_text(json.dumps({
@@ -181,6 +216,19 @@ def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictC
     client.log_artifacts(recorder.run_id, str(output_dir), artifact_path="hydra")
 
 
+def _record_theory(recorder, data, start, model, history, cfg: DictConfig) -> None:
+    """Log the least-squares optimum of the run's data and the predicted
+    contraction of the error beside the observed one."""
+    theory = compare_with_theory(data, start, model, history, cfg.optimizer.lr,
+                                 cfg.trainer.batch_size, cfg.trainer.drop_last)
+    log.info(theory.summary())
+    for key, value, step in theory.metrics():
+        # A diverged model's distances are inf or nan; the store keeps only
+        # finite values, so they are left out here without a warning each.
+        if math.isfinite(value):
+            recorder.log_metric(key, value, step)
+
+
 def _report_location(recorder, uri: str) -> None:
     log.info("Run %s stored in %s (experiment id %s).", recorder.run_id, uri, recorder.experiment_id)
     if uri.startswith(("http://", "https://")):
@@ -190,11 +238,12 @@ def _report_location(recorder, uri: str) -> None:
                  ui_link("http://127.0.0.1:5000", recorder.experiment_id, recorder.run_id))
 
 
-def _reject(cfg: DictConfig, overrides, error: Exception) -> float:
+def _reject(cfg: DictConfig, overrides, error: Exception, in_sweep: bool) -> float:
     """Report a config or store error in one line. A single run exits with
-    status 2 and creates nothing; a sweep job raises so the sweep records it."""
-    if parent_for_job() is None:
-        log.error("Error: %s", error)
+    status 2 and creates nothing; a sweep job raises, so the sweep records it
+    as a FAILED child and goes on with its other jobs."""
+    if not in_sweep:
+        log.error("%s", error)
         raise SystemExit(2)
     _record_failed_job(cfg, overrides, error)
     raise error
@@ -204,6 +253,8 @@ def _record_failed_job(cfg: DictConfig, overrides, error: Exception) -> None:
     """Give a sweep job that failed its checks a FAILED child run, so the
     sweep's record counts it."""
     parent = parent_for_job()
+    if parent is None:
+        return
     try:
         recorder = start_run(parent["uri"], parent["experiment_id"], run_name(cfg, overrides),
                              {"hydra.overrides": json.dumps(overrides)}, parent["run_id"], 5.0)

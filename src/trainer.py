@@ -31,6 +31,10 @@ class DivergenceError(RuntimeError):
             f"rerun with a smaller optimizer.lr."
         )
 
+    def __reduce__(self):
+        # Rebuilt from its fields when a parallel launcher pickles it.
+        return type(self), (self.epoch, self.error, self.lr, self.lr_bound)
+
 
 def effective_batch_size(batch_size: int, n_samples: int) -> int:
     """Clamp the batch size to the data size, saying so once."""

@@ -85,3 +85,67 @@ def metric_history(store_uri: str, run_id: str, key: str = "error"):
 
     history = MlflowClient(store_uri).get_metric_history(run_id, key)
     return [m.value for m in sorted(history, key=lambda m: m.step)], sorted(m.step for m in history)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real `mlflow server` on a free port of 127.0.0.1 with a temporary
+    SQLite backend; stopped, with its workers, at the end of the test."""
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    folder = tmp_path / "server"
+    folder.mkdir()
+    log_file = open(folder / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
+        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log').read_text()}")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        # The server's workers share its process group.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log_file.close()
+
+
+def runs_by_role(store_uri: str, experiment: str = "descent-lab"):
+    """Return (parents, children, runs in other experiments) of a store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store_uri)
+    target = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([target.experiment_id], max_results=1000)
+    parents = [r for r in runs if "sweep.overrides" in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    others = [e.experiment_id for e in client.search_experiments() if e.experiment_id != target.experiment_id]
+    stray = client.search_runs(others, max_results=1000) if others else []
+    return parents, children, stray
