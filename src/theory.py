@@ -44,12 +44,33 @@ def second_moment(inputs: torch.Tensor) -> torch.Tensor:
     return augmented.T @ augmented / inputs.shape[0]
 
 
-def lr_stability_bound(inputs: torch.Tensor, n_outputs: int) -> float:
-    """Return the largest stable learning rate of full-batch gradient descent."""
-    # NOTE: this is the full-batch bound. A step on one sample a overshoots
-    # once lr > m / |a|^2, below this bound for samples with |a|^2 > lambda_max(S),
-    # so batches of a few samples can grow the error at rates under it.
-    largest = torch.linalg.eigvalsh(second_moment(inputs)).max().item()
+def lr_stability_bound(inputs: torch.Tensor, n_outputs: int,
+                       batch_size: Optional[int] = None) -> float:
+    """Return the largest learning rate at which every update shrinks the
+    coefficient error: m / lambda_max of the batch's second moment.
+
+    Full batch (batch_size None or at least the sample count): m / lambda_max(S).
+    Mini-batches: the smallest of m / lambda_max(S_B) over the batches, and
+    of the full-batch bound. A batch of one sample a has lambda_max = |a|^2,
+    so small batches overshoot at rates well under the full-batch bound.
+    """
+    design = augmented_inputs(inputs)
+    n_samples = design.shape[0]
+    largest = torch.linalg.eigvalsh(design.T @ design / n_samples).max().item()
+    if batch_size is None or batch_size >= n_samples:
+        return n_outputs / largest
+
+    if batch_size == 1:
+        largest = max(largest, (design ** 2).sum(dim=1).max().item())
+        return n_outputs / largest
+
+    # NOTE: an estimate. The batches of one seeded shuffle (at most 4 million
+    # rows of them) stand in for all the batches training will draw.
+    n_batches = min(n_samples // batch_size, max(1, 4_000_000 // batch_size))
+    order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(0))
+    rows = design[order[: n_batches * batch_size]].reshape(n_batches, batch_size, -1)
+    batch_moments = torch.einsum("kbi,kbj->kij", rows, rows) / batch_size
+    largest = max(largest, torch.linalg.eigvalsh(batch_moments).max().item())
     return n_outputs / largest
 
 

@@ -94,10 +94,11 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
 
     # Update rule, and the largest learning rate that still converges here.
     update = make_update(cfg.optimizer.name, model, cfg.optimizer.lr)
-    lr_bound = lr_stability_bound(data.inputs, n_outputs)
+    lr_bound = lr_stability_bound(data.inputs, n_outputs, cfg.trainer.batch_size)
     if cfg.optimizer.lr >= lr_bound:
-        log.warning("optimizer.lr=%g is at or above the stability bound %.4g for this data; "
-                    "the error will likely grow instead of shrink.", cfg.optimizer.lr, lr_bound)
+        log.warning("optimizer.lr=%g is at or above the stability bound %.4g for this data "
+                    "at this batch size, so the error may grow instead of shrink.",
+                    cfg.optimizer.lr, lr_bound)
 
     # Record: one MLflow run for this job.
     recorder = None

@@ -27,8 +27,8 @@ class DivergenceError(RuntimeError):
         self.lr_bound = lr_bound
         super().__init__(
             f"Training diverged: the error is {error} in epoch {epoch} with learning rate "
-            f"{lr}. The stable range for this data is lr < {lr_bound:.4g}; "
-            f"rerun with a smaller optimizer.lr."
+            f"{lr}. Every step shrinks the error on this data at this batch size when "
+            f"lr < {lr_bound:.4g}; rerun with a smaller optimizer.lr."
         )
 
     def __reduce__(self):

@@ -92,7 +92,9 @@ def test_divergence_ends_failed_with_finite_history(tmp_path, store_uri):
     assert "Traceback" not in result.stderr
     assert "diverged" in result.stderr
     assert "learning rate 5.0" in result.stderr
-    assert "lr < 0.9" in result.stderr  # the bound is about 1 for standard-normal inputs
+    # The bound is near 1 for standard-normal inputs in batches of 1000.
+    bound = float(result.stderr.split("when lr < ")[1].split(";")[0])
+    assert 0.5 < bound < 1.0
 
     client = MlflowClient(store_uri)
     [run] = client.search_runs([client.get_experiment_by_name("descent-lab").experiment_id])

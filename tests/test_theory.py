@@ -87,7 +87,9 @@ def test_optimum_error_is_noise_variance(train_job, store_uri):
 
 
 def test_lr_above_bound_warns_once(train_job, store_uri, caplog):
-    bound = lr_stability_bound(_sum_inputs(), 1)
+    # The sum task trains in batches of 1000, and the warning names the bound
+    # for that batch size.
+    bound = lr_stability_bound(_sum_inputs(), 1, batch_size=1000)
     _, run = train_job("task=sum", "optimizer.lr=1.0", "trainer.epochs=2")
     assert bound < 1.0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -157,3 +159,24 @@ def _sum_inputs():
     task = OmegaConf.create({"weight": [[1.0, 1.0]], "bias": [0.0], "n_samples": 10000,
                              "input_distribution": "normal", "inputs": None, "noise_std": 0.0})
     return make_task_data(task, seed=0, device=torch.device("cpu")).inputs
+
+
+def test_single_sample_bound_uses_largest_norm():
+    # A step on one sample a = [x, 1] overshoots once lr > m / |a|^2, so the
+    # batch-size-1 bound is m over the largest |a|^2, far below the full-batch one.
+    inputs = torch.randn(100, 1, generator=torch.Generator().manual_seed(0))
+    full_batch = lr_stability_bound(inputs, 2)
+    single = lr_stability_bound(inputs, 2, batch_size=1)
+    largest_norm = (inputs.double() ** 2 + 1).max().item()
+    assert single == pytest.approx(2 / largest_norm)
+    assert single < full_batch
+
+
+def test_batch_bound_between_single_and_full():
+    inputs = torch.randn(10_000, 2, generator=torch.Generator().manual_seed(1))
+    full_batch = lr_stability_bound(inputs, 1)
+    batches = lr_stability_bound(inputs, 1, batch_size=1000)
+    single = lr_stability_bound(inputs, 1, batch_size=1)
+    assert single < batches <= full_batch
+    # Batches of 1000 standard-normal rows have second moments close to S.
+    assert batches > 0.8 * full_batch
