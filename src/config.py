@@ -183,6 +183,11 @@ def _check_vector(key: str, values: Any, length: int, matches: str) -> None:
         raise ConfigError(key, values, "finite numbers")
 
 
+def task_presets() -> List[str]:
+    """Return the names of the task presets in conf/task/."""
+    return sorted(path.stem for path in (PROJECT_ROOT / "conf" / "task").glob("*.yaml"))
+
+
 def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
     """Reject keys the schema does not have. Hydra's `+key=value` adds a key
     even to a typed config, so a typo with `+` would otherwise pass unnoticed."""
@@ -216,9 +221,11 @@ def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:
     n_out, n_in = _check_matrix("task.weight", task.weight)
     _check_vector("task.bias", task.bias, n_out, "task.weight")
     if task.n_samples < 1:
-        raise ConfigError("task.n_samples", task.n_samples, "an integer >= 1")
+        raise ConfigError("task.n_samples", task.n_samples, "an integer >= 1",
+                          "pass task.n_samples=1 or more")
     if not math.isfinite(task.noise_std) or task.noise_std < 0:
-        raise ConfigError("task.noise_std", task.noise_std, "a finite number >= 0")
+        raise ConfigError("task.noise_std", task.noise_std, "a finite number >= 0",
+                          "pass task.noise_std=0 for exact targets")
     _check_choice("task.input_distribution", task.input_distribution, INPUT_DISTRIBUTIONS)
     if task.inputs is not None:
         rows, cols = _check_matrix("task.inputs", task.inputs)
@@ -244,10 +251,17 @@ def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:
             "pass device.dtype=float32 or choose device=cpu or device=cuda",
         )
 
-    if trainer.epochs < 0:
-        raise ConfigError("trainer.epochs", trainer.epochs, "an integer >= 0")
+    if trainer.epochs < 1:
+        raise ConfigError("trainer.epochs", trainer.epochs, "an integer >= 1",
+                          "pass trainer.epochs=1 or more")
     if trainer.batch_size < 1:
-        raise ConfigError("trainer.batch_size", trainer.batch_size, "an integer >= 1")
+        raise ConfigError("trainer.batch_size", trainer.batch_size, "an integer >= 1",
+                          "pass trainer.batch_size=1 (the lecture's intro task) or more")
+    if cfg.seed < 0:
+        raise ConfigError("seed", cfg.seed, "an integer >= 0", "pass seed=0 or another non-negative integer")
+    if not cfg.tracking.experiment.strip():
+        raise ConfigError("tracking.experiment", cfg.tracking.experiment, "a non-empty name",
+                          "pass tracking.experiment=NAME or leave the default descent-lab")
     if cfg.tracking.flush_interval_s <= 0:
         raise ConfigError("tracking.flush_interval_s", cfg.tracking.flush_interval_s, "a number > 0")
 
@@ -262,6 +276,12 @@ def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:
         _check_vector("model.init_bias", cfg.model.init_bias, n_out, "task.weight")
 
     choices = group_choices or {}
+    chosen_task = choices.get("task")
+    if chosen_task and task.name != chosen_task and task.name in task_presets():
+        raise ConfigError(
+            "task.name", task.name, f"'{chosen_task}' (the preset chosen with task={chosen_task}) "
+            f"or a name of your own", f"choose the preset with task={task.name}",
+        )
     for group, value in (("optimizer", optimizer.name), ("device", device.name)):
         chosen = choices.get(group)
         if chosen is not None and chosen != value:

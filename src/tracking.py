@@ -119,16 +119,16 @@ def interrupts_as_exceptions() -> Iterator[None]:
 @contextmanager
 def recording(recorder) -> Iterator[None]:
     """End the run FINISHED, or KILLED on an interrupt, or FAILED on an error
-    with the error as the tag 'error'. What was logged before is flushed."""
+    with the error in the tag 'failure'. What was logged before is flushed."""
     try:
         yield
     except KeyboardInterrupt as interrupt:
         name = getattr(interrupt, "signal_name", "SIGINT")
-        recorder.set_tags({"error": f"interrupted by {name}"})
+        recorder.set_tags({"failure": f"interrupted by {name}"})
         recorder.end("KILLED")
         raise
     except BaseException as error:
-        recorder.set_tags({"error": f"{type(error).__name__}: {error}"})
+        recorder.set_tags({"failure": f"{type(error).__name__}: {error}"})
         recorder.end("FAILED")
         raise
     else:

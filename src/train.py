@@ -126,16 +126,17 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
                     cfg.trainer.shuffle, cfg.trainer.drop_last, generator, on_epoch,
                     cfg.optimizer.lr, lr_bound,
                 )
-            except (DivergenceError, KeyboardInterrupt):
-                # A stopped run still gets the theory for its data and the
-                # epochs it finished, before it ends FAILED or KILLED.
+                final_error = history[-1]
+                _report_coefficients(model, data)
                 if recorder:
-                    _record_theory(recorder, data, start, model, observed, cfg)
+                    _record_results(recorder, model, data, history, output_dir, cfg, start)
+            except BaseException as error:
+                # A stopped run keeps what it has, before it ends FAILED or
+                # KILLED: the theory for its data and finished epochs, the
+                # error curve, its config and its log.
+                if recorder:
+                    _record_stopped_run(recorder, data, start, model, observed, output_dir, cfg, error)
                 raise
-            final_error = history[-1] if history else float("nan")
-            _report_coefficients(model, data)
-            if recorder:
-                _record_results(recorder, model, data, history, output_dir, cfg, start)
     except KeyboardInterrupt as interrupt:
         reporter.interrupted()
         name = getattr(interrupt, "signal_name", "SIGINT")
@@ -183,8 +184,8 @@ def _rounded(values):
 
 def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictConfig,
                     start) -> None:
-    """Log the learned coefficients, the theory beside them, the error curve
-    and Hydra's files."""
+    """Log the learned coefficients, the theory beside them, the error curve,
+    the config and Hydra's files."""
     weight = model.weight.detach().cpu()
     bias = model.bias.detach().cpu()
     coefficients = {}
@@ -193,31 +194,67 @@ def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictC
             coefficients[f"weight.{row}.{col}"] = weight[row, col].item()
         coefficients[f"bias.{row}"] = bias[row].item()
     recorder.log_metrics(coefficients)
-    if history:
-        recorder.log_metric("final_error", history[-1])
+    recorder.log_metric("final_error", history[-1])
 
-    _record_theory(recorder, data, start, model, history, cfg)
+    theory = _record_theory(recorder, data, start, model, history, cfg)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "coefficients.json").write_text(json.dumps({
         "learned": {"weight": weight.tolist(), "bias": bias.tolist()},
         "true": {"weight": data.true_weight.cpu().tolist(), "bias": data.true_bias.cpu().tolist()},
+        "optimum": {"weight": theory.optimum.weight.tolist(), "bias": theory.optimum.bias.tolist()},
     }, indent=2))
-    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
-    if history:
-        plot_error_curves({cfg.task.name: history}, output_dir / "error_curve.png",
-                          f"{cfg.task.name}, {cfg.optimizer.name} update, lr={cfg.optimizer.lr:g}")
+    recorder.client.log_artifact(recorder.run_id, str(output_dir / "coefficients.json"))
+    _record_curve(recorder, history, theory.predicted_errors, output_dir, cfg)
+    _record_files(recorder, output_dir, cfg)
 
+
+def _record_stopped_run(recorder, data, start, model, observed, output_dir: Path,
+                        cfg: DictConfig, error: BaseException) -> None:
+    """Record what a diverged, interrupted or crashed run has, each step on
+    its own, so one failing step does not lose the others."""
+    predicted = None
+    if isinstance(error, (DivergenceError, KeyboardInterrupt)):
+        try:
+            predicted = _record_theory(recorder, data, start, model, observed, cfg).predicted_errors
+        except Exception as theory_error:
+            log.warning("Could not compute the theory of the stopped run: %s", theory_error)
+    for step in (lambda: _record_curve(recorder, observed, predicted, output_dir, cfg),
+                 lambda: _record_files(recorder, output_dir, cfg)):
+        try:
+            step()
+        except Exception as record_error:
+            log.warning("Could not record a file of the stopped run %s: %s", recorder.run_id, record_error)
+
+
+def _record_curve(recorder, history, predicted, output_dir: Path, cfg: DictConfig) -> None:
+    """Plot the observed error per epoch, with the theory's prediction beside it."""
+    if not history:
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    curves = {"observed": history}
+    if predicted:
+        curves["predicted (theory)"] = predicted[:len(history)]
+    plot_error_curves(curves, output_dir / "error_curve.png",
+                      f"{cfg.task.name}, {cfg.optimizer.name} update, lr={cfg.optimizer.lr:g}")
+    recorder.client.log_artifact(recorder.run_id, str(output_dir / "error_curve.png"))
+
+
+def _record_files(recorder, output_dir: Path, cfg: DictConfig) -> None:
+    """Log the resolved config, and Hydra's composed config, overrides and
+    the job's log under hydra/."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
     recorder.flush()
     client = recorder.client
-    for name in ("coefficients.json", "error_curve.png", "config_resolved.yaml"):
-        if (output_dir / name).exists():
-            client.log_artifact(recorder.run_id, str(output_dir / name))
-    # Hydra's composed config, overrides and the job's log.
-    client.log_artifacts(recorder.run_id, str(output_dir), artifact_path="hydra")
+    client.log_artifact(recorder.run_id, str(output_dir / "config_resolved.yaml"))
+    if (output_dir / ".hydra").is_dir():
+        client.log_artifacts(recorder.run_id, str(output_dir / ".hydra"), artifact_path="hydra/.hydra")
+    for log_file in output_dir.glob("*.log"):
+        client.log_artifact(recorder.run_id, str(log_file), artifact_path="hydra")
 
 
-def _record_theory(recorder, data, start, model, history, cfg: DictConfig) -> None:
+def _record_theory(recorder, data, start, model, history, cfg: DictConfig):
     """Log the least-squares optimum of the run's data and the predicted
     contraction of the error beside the observed one."""
     theory = compare_with_theory(data, start, model, history, cfg.optimizer.lr,
@@ -228,6 +265,7 @@ def _record_theory(recorder, data, start, model, history, cfg: DictConfig) -> No
         # finite values, so they are left out here without a warning each.
         if math.isfinite(value):
             recorder.log_metric(key, value, step)
+    return theory
 
 
 def _report_location(recorder, uri: str) -> None:
@@ -262,7 +300,7 @@ def _record_failed_job(cfg: DictConfig, overrides, error: Exception) -> None:
     except Exception as store_error:  # the store itself may be what failed
         log.error("Could not record the failed job: %s", store_error)
         return
-    recorder.set_tags({"error": f"{type(error).__name__}: {error}"})
+    recorder.set_tags({"failure": f"{type(error).__name__}: {error}"})
     recorder.end("FAILED")
 
 

@@ -27,7 +27,11 @@ BAD_INPUT = [
     (["trainer.batch_size=0"], ["trainer.batch_size", "0", ">= 1"]),
     (["trainer.batch_size=-5"], ["trainer.batch_size", "-5", ">= 1"]),
     (["trainer.batch_size=2.5"], ["trainer.batch_size", "2.5", "Integer"]),
-    (["trainer.epochs=-1"], ["trainer.epochs", "-1", ">= 0"]),
+    (["trainer.epochs=-1"], ["trainer.epochs", "-1", ">= 1"]),
+    (["trainer.epochs=0"], ["trainer.epochs", "0", ">= 1"]),
+    (["seed=-3"], ["seed", "-3", ">= 0"]),
+    (["tracking.experiment="], ["tracking.experiment", "non-empty"]),
+    (["task=intro", "task.name=sum"], ["task.name", "sum", "task=sum"]),
     (["task.n_samples=0"], ["task.n_samples", "0", ">= 1"]),
     (["task.weight=[[1,2],[3]]", "task.bias=[0,0]"], ["task.weight", "rows of equal length"]),
     (["task.bias=[0,1]"], ["task.bias", "[0.0, 1.0]", "1 number,"]),
@@ -99,11 +103,16 @@ def test_divergence_ends_failed_with_finite_history(tmp_path, store_uri):
     client = MlflowClient(store_uri)
     [run] = client.search_runs([client.get_experiment_by_name("descent-lab").experiment_id])
     assert run.info.status == "FAILED"
-    assert "DivergenceError" in run.data.tags["error"]
+    assert "DivergenceError" in run.data.tags["failure"]
     values, steps = metric_history(store_uri, run.info.run_id)
     assert values and all(math.isfinite(v) and v < 1e300 for v in values)
     assert steps == list(range(len(steps)))
     assert not any(key.startswith(("weight.", "bias.")) for key in run.data.metrics)
+    # The stopped run keeps its config, log and curve as artifacts.
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config_resolved.yaml", "error_curve.png", "hydra"} <= artifacts
+    logs = {a.path for a in client.list_artifacts(run.info.run_id, "hydra")}
+    assert "hydra/train.log" in logs
 
 
 @pytest.mark.slow
@@ -141,10 +150,13 @@ def test_interrupt_ends_killed_with_history(tmp_path, store_uri, signal_number):
     run = client.get_run(run_id)
     assert run.info.status == "KILLED"
     assert run.info.end_time is not None
-    assert signal.Signals(signal_number).name in run.data.tags["error"]
+    assert signal.Signals(signal_number).name in run.data.tags["failure"]
     values, steps = metric_history(store_uri, run_id)
     assert len(steps) >= 3
     assert steps == list(range(len(steps)))
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config_resolved.yaml", "error_curve.png", "hydra"} <= artifacts
+    assert "optimum_error" in run.data.metrics
 
 
 def _all_runs(client, store_uri):
@@ -156,7 +168,7 @@ def _all_runs(client, store_uri):
         return []
 
 
-def test_crash_ends_failed_with_error_tag(train_job, store_uri, monkeypatch):
+def test_crash_ends_failed_with_failure_tag(train_job, store_uri, monkeypatch):
     import src.train
 
     def failing_plot(*args, **kwargs):
@@ -169,7 +181,7 @@ def test_crash_ends_failed_with_error_tag(train_job, store_uri, monkeypatch):
     client = MlflowClient(store_uri)
     [run] = client.search_runs([client.get_experiment_by_name("descent-lab").experiment_id])
     assert run.info.status == "FAILED"
-    assert run.data.tags["error"] == "OSError: No space left on device"
+    assert run.data.tags["failure"] == "OSError: No space left on device"
     assert metric_history(store_uri, run.info.run_id)[1] == [0, 1, 2, 3]
 
 

@@ -88,7 +88,7 @@ def test_joblib_sweep_with_missing_strict_device(tmp_path, store_uri):
     by_device = {c.data.tags["mlflow.runName"].split("device=")[1].split()[0]: c for c in children}
     assert by_device["cpu"].info.status == "FINISHED"
     assert by_device["mps"].info.status == "FAILED"
-    assert "device.name" in by_device["mps"].data.tags["error"]
+    assert "device.name" in by_device["mps"].data.tags["failure"]
     assert parents[0].data.tags["sweep.FAILED"] == "1"
 
 
