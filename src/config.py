@@ -188,6 +188,19 @@ def task_presets() -> List[str]:
     return sorted(path.stem for path in (PROJECT_ROOT / "conf" / "task").glob("*.yaml"))
 
 
+def _unknown_key(full_key: str, value: Any, known: List[str], prefix: str) -> ConfigError:
+    """Build the error for a key the schema lacks, naming the closest key."""
+    name = full_key[len(prefix):]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {prefix}{close[0]}?" if close else "check the spelling."
+    where = f"under {prefix[:-1]}" if prefix else "at the top level"
+    return ConfigError(
+        full_key, value, f"the keys {where}: {', '.join(known)}",
+        f"{hint} Free-form values go under notes, e.g. +notes.{name}=...",
+        problem="Unknown key",
+    )
+
+
 def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
     """Reject keys the schema does not have. Hydra's `+key=value` adds a key
     even to a typed config, so a typo with `+` would otherwise pass unnoticed."""
@@ -195,17 +208,35 @@ def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> 
     for key in cfg.keys():
         full_key = f"{prefix}{key}"
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean {prefix}{close[0]}?" if close else "check the spelling."
-            where = f"under {prefix[:-1]}" if prefix else "at the top level"
-            raise ConfigError(
-                full_key, _plain(cfg[key]), f"the keys {where}: {', '.join(known)}",
-                f"{hint} Free-form values go under notes, e.g. +notes.{key}=...",
-                problem="Unknown key",
-            )
+            raise _unknown_key(full_key, _plain(cfg[key]), known, prefix)
         child, child_schema = cfg._get_node(key), schema._get_node(key)
         if full_key != "notes" and isinstance(child, DictConfig) and isinstance(child_schema, DictConfig):
             _check_known_keys(child, child_schema, f"{full_key}.")
+
+
+def check_override_keys(arguments: List[str]) -> None:
+    """Reject a misspelled key on the command line before Hydra composes.
+
+    For a key the schema lacks, Hydra suggests adding it with `+`, which sends
+    a student from one error to the next. This names the key it resembles.
+    Group choices (task=sum), Hydra's own keys and keys with a prefix
+    (+, ++, ~) are left to Hydra and to validate().
+    """
+    schema = OmegaConf.structured(TrainConfig)
+    groups = {"task", "optimizer", "device", "tracking", "experiment"}
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        if (not equals or argument.startswith(("-", "+", "~")) or key in groups
+                or key.startswith("hydra") or "/" in key or "@" in key):
+            continue
+        node, prefix = schema, ""
+        for part in key.split("."):
+            if prefix == "notes." or not isinstance(node, DictConfig):
+                break
+            known = [str(k) for k in node.keys()]
+            if part not in known:
+                raise _unknown_key(f"{prefix}{part}", value, known, prefix)
+            node, prefix = node._get_node(part), f"{prefix}{part}."
 
 
 def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:

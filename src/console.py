@@ -36,9 +36,12 @@ class EpochReporter:
         # summaries instead.
         self.lines = epochs <= epoch_lines_max and not in_sweep
         self.interactive = sys.stdout.isatty() and not in_sweep
+        self.in_sweep = in_sweep
         self.summary_interval_s = summary_interval_s
         self.start = time.monotonic()
-        self.last_report = 0.0
+        # A sweep job's first summary comes after one interval; other runs
+        # report their first epoch at once.
+        self.last_report = self.start if in_sweep else 0.0
 
     def __call__(self, epoch: int, error: float) -> None:
         if self.lines:
@@ -54,7 +57,8 @@ class EpochReporter:
                 if last_epoch:
                     sys.stdout.write("\n")
                 sys.stdout.flush()
-        elif now - self.last_report >= self.summary_interval_s or last_epoch or epoch == 0:
+        elif now - self.last_report >= self.summary_interval_s or (
+                not self.in_sweep and (last_epoch or epoch == 0)):
             self.last_report = now
             log.info(self._progress(epoch, error, now))
 

@@ -156,7 +156,7 @@ class SweepRunCallback(Callback):
         from mlflow.entities import Metric, RunTag
 
         from src.recorder import _now_ms
-        from src.store import default_uri
+        from src.store import default_uri, ui_command, ui_link
 
         summary = summarize_children(find_children(self.client, self.experiment_id, self.parent_run_id))
         tags = [RunTag(f"sweep.{key}", str(value)) for key, value in summary.items()]
@@ -191,3 +191,6 @@ class SweepRunCallback(Callback):
         print(message, flush=True)
         print(f"Compare the jobs: python -m src.compare --parent {self.parent_run_id}"
               + ("" if self.uri == default_uri() else f" --uri {self.uri}"), flush=True)
+        base = self.uri if self.uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+        opener = "" if base == self.uri else f"{ui_command(self.uri)}, then "
+        print(f"Open it: {opener}{ui_link(base, self.experiment_id, self.parent_run_id)}", flush=True)

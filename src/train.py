@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import math
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import List
@@ -23,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError, register_configs, validate
+from src.config import ConfigError, check_override_keys, register_configs, validate
 from src.console import EpochReporter
 from src.devices import choose_device
 from src.model import IntroModel
@@ -127,7 +128,8 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
                     cfg.optimizer.lr, lr_bound,
                 )
                 final_error = history[-1]
-                _report_coefficients(model, data)
+                if not in_sweep:
+                    _report_coefficients(model, data)
                 if recorder:
                     _record_results(recorder, model, data, history, output_dir, cfg, start)
             except BaseException as error:
@@ -149,9 +151,14 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
         raise
 
     if in_sweep:
-        log.info("Job %s: final error %.6g after %d epochs (%s).", HydraConfig.get().job.num,
-                 final_error, len(history), " ".join(overrides))
-    if recorder:
+        # One line per job: parallel jobs' lines interleave, so each names its job.
+        shown = " ".join(override.replace("\\", "") for override in overrides)
+        log.info("Job %s (%s): final error %.6g after %d epochs; weight %s, bias %s%s.",
+                 HydraConfig.get().job.num, shown, final_error, len(history),
+                 _rounded(model.weight.detach().cpu().tolist()),
+                 _rounded(model.bias.detach().cpu().tolist()),
+                 f"; run {recorder.run_id}" if recorder else "")
+    elif recorder:
         _report_location(recorder, uri)
     return final_error
 
@@ -259,7 +266,8 @@ def _record_theory(recorder, data, start, model, history, cfg: DictConfig):
     contraction of the error beside the observed one."""
     theory = compare_with_theory(data, start, model, history, cfg.optimizer.lr,
                                  cfg.trainer.batch_size, cfg.trainer.drop_last)
-    log.info(theory.summary())
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        log.info(theory.summary())
     for key, value, step in theory.metrics():
         # A diverged model's distances are inf or nan; the store keeps only
         # finite values, so they are left out here without a warning each.
@@ -318,4 +326,9 @@ def _freeze_heap_at_exit() -> None:
 
 if __name__ == "__main__":
     _freeze_heap_at_exit()  # a multirun's parent process may run no job itself
+    try:
+        check_override_keys(sys.argv[1:])
+    except ConfigError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        sys.exit(2)
     main()
