@@ -282,9 +282,9 @@ def validate(cfg: DictConfig, group_choices: Optional[dict] = None) -> None:
             "pass device.dtype=float32 or choose device=cpu or device=cuda",
         )
 
-    if trainer.epochs < 1:
-        raise ConfigError("trainer.epochs", trainer.epochs, "an integer >= 1",
-                          "pass trainer.epochs=1 or more")
+    if trainer.epochs < 0:
+        raise ConfigError("trainer.epochs", trainer.epochs, "an integer >= 0 (0 records the start values)",
+                          "pass trainer.epochs=0 or more")
     if trainer.batch_size < 1:
         raise ConfigError("trainer.batch_size", trainer.batch_size, "an integer >= 1",
                           "pass trainer.batch_size=1 (the lecture's intro task) or more")

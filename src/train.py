@@ -36,7 +36,7 @@ from src.theory import compare_with_theory, lr_stability_bound
 from src.tracking import (
     config_params, interrupts_as_exceptions, recording, run_name, run_tags, start_run,
 )
-from src.trainer import DivergenceError, train_epochs
+from src.trainer import DivergenceError, full_data_error, train_epochs
 from src.updates import make_update
 
 log = logging.getLogger("src.train")
@@ -127,11 +127,12 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
                     cfg.trainer.shuffle, cfg.trainer.drop_last, generator, on_epoch,
                     cfg.optimizer.lr, lr_bound,
                 )
-                final_error = history[-1]
+                # With no epochs, the final error is the start's, on all the data.
+                final_error = history[-1] if history else full_data_error(model, data)
                 if not in_sweep:
                     _report_coefficients(model, data)
                 if recorder:
-                    _record_results(recorder, model, data, history, output_dir, cfg, start)
+                    _record_results(recorder, model, data, history, final_error, output_dir, cfg, start)
             except BaseException as error:
                 # A stopped run keeps what it has, before it ends FAILED or
                 # KILLED: the theory for its data and finished epochs, the
@@ -189,8 +190,8 @@ def _rounded(values):
     return round(values, 6)
 
 
-def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictConfig,
-                    start) -> None:
+def _record_results(recorder, model, data, history, final_error: float, output_dir: Path,
+                    cfg: DictConfig, start) -> None:
     """Log the learned coefficients, the theory beside them, the error curve,
     the config and Hydra's files."""
     weight = model.weight.detach().cpu()
@@ -201,7 +202,7 @@ def _record_results(recorder, model, data, history, output_dir: Path, cfg: DictC
             coefficients[f"weight.{row}.{col}"] = weight[row, col].item()
         coefficients[f"bias.{row}"] = bias[row].item()
     recorder.log_metrics(coefficients)
-    recorder.log_metric("final_error", history[-1])
+    recorder.log_metric("final_error", final_error)
 
     theory = _record_theory(recorder, data, start, model, history, cfg)
 

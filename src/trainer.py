@@ -36,6 +36,12 @@ class DivergenceError(RuntimeError):
         return type(self), (self.epoch, self.error, self.lr, self.lr_bound)
 
 
+def full_data_error(model: IntroModel, data: TaskData) -> float:
+    """Return the error of the model on all the data, without an update."""
+    with torch.no_grad():
+        return torch.mean((data.targets - model(data.inputs)) ** 2).item()
+
+
 def effective_batch_size(batch_size: int, n_samples: int) -> int:
     """Clamp the batch size to the data size, saying so once."""
     if batch_size > n_samples:

@@ -156,3 +156,19 @@ def _sum_task(noise_std: float):
     from omegaconf import OmegaConf
     return OmegaConf.create({"weight": [[1.0, 1.0]], "bias": [0.0], "n_samples": 10000,
                              "input_distribution": "normal", "inputs": None, "noise_std": noise_std})
+
+
+def test_zero_epochs_records_start_error(train_job, store_uri):
+    import src.model
+
+    final_error, run = train_job("task=sum", "trainer.epochs=0", "seed=5")
+    # The start model: the seeded default init of torch.nn.Linear.
+    torch.manual_seed(5)
+    model = src.model.IntroModel(2, 1)
+    data = make_task_data(_sum_task(noise_std=0.0), seed=5, device=torch.device("cpu"))
+    with torch.no_grad():
+        expected = torch.mean((data.targets - model(data.inputs)) ** 2).item()
+    assert final_error == pytest.approx(expected, rel=1e-6)
+    assert run.data.metrics["final_error"] == pytest.approx(expected, rel=1e-6)
+    assert run.data.metrics["weight.0.0"] == model.linear_mapping.weight[0, 0].item()
+    assert metric_history(store_uri, run.info.run_id)[1] == []
