@@ -10,14 +10,21 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 
-def plot_error_curves(curves: Dict[str, Sequence[float]], path: Path, title: str) -> Path:
-    """Draw one line per curve, error on a log scale, epochs on the x axis."""
+def plot_error_curves(curves: Dict[str, Sequence[float]], path: Path, title: str,
+                      dashed: Sequence[str] = ()) -> Path:
+    """Draw one line per curve, error on a log scale, epochs on the x axis.
+
+    Curves named in `dashed` (a prediction, say) are drawn dashed and under
+    the others, so a curve they match stays visible.
+    """
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import LogFormatter, NullLocator
 
     with_legend = 1 < len(curves) <= 30
-    figure = Figure(figsize=(10 if with_legend else 7, 4.5), dpi=100)
+    # A few curves keep their legend inside the axes; more get a column beside.
+    legend_beside = len(curves) > 3
+    figure = Figure(figsize=(10 if with_legend and legend_beside else 7, 4.5), dpi=100)
     axes = figure.add_subplot()
     # Past ten curves the default colour cycle repeats; a colour map keeps
     # every curve apart.
@@ -29,8 +36,12 @@ def plot_error_curves(curves: Dict[str, Sequence[float]], path: Path, title: str
         # A log axis cannot show zero; an exact fit reads as the smallest
         # positive float32 instead.
         values: List[float] = [max(e, 1e-38) for e in errors]
-        axes.plot(range(len(values)), values, label=label, color=colour,
-                  marker="." if len(values) <= 60 else None)
+        if label in dashed:
+            axes.plot(range(len(values)), values, label=label, color=colour or "0.35",
+                      linestyle="--", linewidth=1.2, zorder=1)
+        else:
+            axes.plot(range(len(values)), values, label=label, color=colour, zorder=2,
+                      marker="." if len(values) <= 60 else None)
         if values:
             low, high = min(low, *values), max(high, *values)
     axes.set_yscale("log")
@@ -48,9 +59,12 @@ def plot_error_curves(curves: Dict[str, Sequence[float]], path: Path, title: str
     axes.grid(True, which="both", alpha=0.3)
     # Fixed margins: tight_layout measures every text and costs about 0.4 s
     # a plot, which a sweep pays per job.
-    if with_legend:
+    if with_legend and legend_beside:
         axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         figure.subplots_adjust(left=0.08, right=0.68, top=0.92, bottom=0.12)
+    elif with_legend:
+        axes.legend(fontsize=8, loc="upper right")
+        figure.subplots_adjust(left=0.12, right=0.96, top=0.92, bottom=0.12)
     else:
         figure.subplots_adjust(left=0.12, right=0.96, top=0.92, bottom=0.12)
     figure.savefig(path)

@@ -259,8 +259,10 @@ class TheoryReport:
                 f"the learned coefficients are {self.optimum_distance:.3g} from it and "
                 f"{self.true_map_distance:.3g} from the true map.")
         if self.contraction_observed is None:
-            return text + (f" Predicted contraction per epoch: {self.contraction_asymptotic:.5g} "
-                           f"(slowest mode); too few epochs to observe it.")
+            change = "contraction" if self.contraction_asymptotic <= 1 else "growth"
+            return text + (f" Predicted {change} of the error per epoch: "
+                           f"{self.contraction_asymptotic:.5g} (slowest mode); "
+                           f"too few epochs to observe it.")
         span = max(self.compared_epochs, 2)
         text += (f" Error ratio per epoch over epochs 0-{span - 1}: observed "
                  f"{self.contraction_observed:.5g}, predicted {self.contraction_predicted:.5g} "

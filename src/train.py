@@ -227,7 +227,13 @@ def _record_stopped_run(recorder, data, start, model, observed, output_dir: Path
             predicted = _record_theory(recorder, data, start, model, observed, cfg).predicted_errors
         except Exception as theory_error:
             log.warning("Could not compute the theory of the stopped run: %s", theory_error)
-    for step in (lambda: _record_curve(recorder, observed, predicted, output_dir, cfg),
+    if isinstance(error, DivergenceError):
+        stopped = f"diverged in epoch {error.epoch}"
+    elif isinstance(error, KeyboardInterrupt):
+        stopped = f"interrupted after {len(observed)} epochs"
+    else:
+        stopped = f"failed after {len(observed)} epochs"
+    for step in (lambda: _record_curve(recorder, observed, predicted, output_dir, cfg, stopped),
                  lambda: _record_files(recorder, output_dir, cfg)):
         try:
             step()
@@ -235,7 +241,8 @@ def _record_stopped_run(recorder, data, start, model, observed, output_dir: Path
             log.warning("Could not record a file of the stopped run %s: %s", recorder.run_id, record_error)
 
 
-def _record_curve(recorder, history, predicted, output_dir: Path, cfg: DictConfig) -> None:
+def _record_curve(recorder, history, predicted, output_dir: Path, cfg: DictConfig,
+                  stopped: str = "") -> None:
     """Plot the observed error per epoch, with the theory's prediction beside it."""
     if not history:
         return
@@ -243,8 +250,9 @@ def _record_curve(recorder, history, predicted, output_dir: Path, cfg: DictConfi
     curves = {"observed": history}
     if predicted:
         curves["predicted (theory)"] = predicted[:len(history)]
+    title = f"{cfg.task.name}, {cfg.optimizer.name} update, lr={cfg.optimizer.lr:g}"
     plot_error_curves(curves, output_dir / "error_curve.png",
-                      f"{cfg.task.name}, {cfg.optimizer.name} update, lr={cfg.optimizer.lr:g}")
+                      f"{title} ({stopped})" if stopped else title, dashed=["predicted (theory)"])
     recorder.client.log_artifact(recorder.run_id, str(output_dir / "error_curve.png"))
 
 
