@@ -65,7 +65,7 @@ def main(cfg: DictConfig) -> float:
             return train(cfg, device, uri, overrides, Path(hydra_cfg.runtime.output_dir), in_sweep)
     except DivergenceError:
         # A sweep records the failed job and goes on; a single run has
-        # already said why it stopped.
+        # already logged why it stopped.
         if in_sweep:
             raise
         raise SystemExit(1) from None
@@ -153,9 +153,9 @@ def train(cfg: DictConfig, device: torch.device, uri, overrides, output_dir: Pat
 
     if in_sweep:
         # One line per job: parallel jobs' lines interleave, so each names its job.
-        shown = " ".join(override.replace("\\", "") for override in overrides)
+        override_text = " ".join(override.replace("\\", "") for override in overrides)
         log.info("Job %s (%s): final error %.6g after %d epochs; weight %s, bias %s%s.",
-                 HydraConfig.get().job.num, shown, final_error, len(history),
+                 HydraConfig.get().job.num, override_text, final_error, len(history),
                  _rounded(model.weight.detach().cpu().tolist()),
                  _rounded(model.bias.detach().cpu().tolist()),
                  f"; run {recorder.run_id}" if recorder else "")
