@@ -295,9 +295,11 @@ def _report_location(recorder, uri: str) -> None:
 
 
 def _reject(cfg: DictConfig, overrides, error: Exception, in_sweep: bool) -> float:
-    """Report a config or store error in one line. A single run exits with
-    status 2 and creates nothing; a sweep job raises, so the sweep records it
-    as a FAILED child and goes on with its other jobs."""
+    """Report a config or store error in one line.
+
+    A single run exits with status 2 and creates nothing. A sweep job raises,
+    so the sweep records it as a FAILED child and goes on with its other jobs.
+    """
     if not in_sweep:
         log.error("%s", error)
         raise SystemExit(2)

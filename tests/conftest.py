@@ -36,7 +36,7 @@ def compose_config(overrides: List[str], output_dir: Path):
         cfg.hydra.runtime.output_dir = str(output_dir)
         cfg.hydra.job.name = "train"
     HydraConfig.instance().set_config(cfg)
-    # The job itself sees the config without Hydra's node, as in a real run.
+    # The job gets the config without Hydra's node, as in a real run.
     job_cfg = cfg.copy()
     with open_dict(job_cfg):
         del job_cfg["hydra"]
@@ -47,7 +47,7 @@ def compose_config(overrides: List[str], output_dir: Path):
 def train_job(tmp_path: Path, store_uri: str):
     """Run one training job in this process; return (final_error, run).
 
-    The run is read back from the store, so the test sees what MLflow holds.
+    The run is read back from the store, so the test checks what MLflow stored.
     """
     from mlflow import MlflowClient
 

@@ -14,7 +14,7 @@ from src.task import make_task_data
 
 def test_sum_task_matches_least_squares(train_job, store_uri):
     # Noisy targets, so the least-squares optimum differs from the true map
-    # and the test sees whether training found the optimum of its own data.
+    # and the test checks whether training found the optimum of its own data.
     final_error, run = train_job("task=sum", "task.noise_std=0.1", "trainer.epochs=200",
                                  "optimizer.lr=0.05")
     cfg_task = _sum_task(noise_std=0.1)
