@@ -66,15 +66,15 @@ def main() -> None:
 
     labels = {key: label for key, (label, _) in rows.items()}
     labels["parallel"] = "import torch and import mlflow in two processes at once"
-    shown = {key: shell_line(argv) for key, (_, argv) in rows.items()}
-    shown["train"] = "python -m src.train task=sum tracking.uri=sqlite:///TMP/mlflow.db ..."
-    shown["untracked"] = "python -m src.train task=sum tracking.enabled=false ..."
-    shown["parallel"] = "the two imports above, started together"
+    command_text = {key: shell_line(argv) for key, (_, argv) in rows.items()}
+    command_text["train"] = "python -m src.train task=sum tracking.uri=sqlite:///TMP/mlflow.db ..."
+    command_text["untracked"] = "python -m src.train task=sum tracking.enabled=false ..."
+    command_text["parallel"] = "the two imports above, started together"
 
     table_rows = []
     for key in ("bare", "train", "untracked", "torch", "tracking", "matplotlib", "floor", "parallel"):
         ratios = paired_ratios(times, key, "bare")
-        table_rows.append([labels[key], f"`{shown[key]}`", fmt(median(times[key])),
+        table_rows.append([labels[key], f"`{command_text[key]}`", fmt(median(times[key])),
                            spread(times[key]), fmt(median(ratios)), spread(ratios)])
     table = markdown_table(
         ["what", "command", "wall s (median)", "wall s (min-max)", "x bare (median)", "x bare (min-max)"],

@@ -133,8 +133,8 @@ class ConfigError(ValueError):
         self.details = (key, value, valid, fix, problem)
 
     def __reduce__(self):
-        # Parallel launchers send a failed job's exception back to the sweep
-        # process by pickling; the default rebuilds it from the message alone,
+        # Parallel launchers pickle a failed job's exception to send it back to
+        # the sweep process. The default rebuilds it from the message alone,
         # which this __init__ cannot take.
         return type(self), self.details
 

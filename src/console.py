@@ -1,5 +1,5 @@
-"""What a person sees while a run trains: the lecture's line per epoch for
-short runs, a progress line for long ones."""
+"""Console output while a run trains: the lecture's line per epoch for short
+runs, a progress line for long ones."""
 
 import logging
 import sys

@@ -81,7 +81,7 @@ def run_tags(cfg: DictConfig, actual_device: str, overrides: List[str]) -> Dict[
 
 
 def config_params(cfg: DictConfig) -> Dict[str, Any]:
-    """The resolved config, flattened, without Hydra's own node."""
+    """Return the resolved config, flattened, without Hydra's own node."""
     return flatten({
         key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         for key, value in cfg.items() if key != "hydra"

@@ -2,7 +2,8 @@
 
 The per-epoch error is the mean of the batch errors seen during the epoch
 (the lecture's "Average Error in epoch N"). It is summed on the device and
-read once per epoch, so the loop never waits on the device inside an epoch.
+read once per epoch, so the loop does not wait on the device inside an epoch;
+tests/test_trainer.py counts the host reads to keep it so.
 """
 
 import logging
